@@ -1,0 +1,35 @@
+"""The architecture-embedder interface."""
+
+from torch import nn
+
+from dele.registry import Component, get_class
+
+
+class ArchEmbedder(nn.Module, Component):
+    """Maps a batch of encoded architectures to ``(B, out_dim)`` embeddings.
+
+    Subclasses take ``(search_space, **cfg)`` and set ``out_dim``. :meth:`prepare` turns a
+    list of architectures into the tensor that :meth:`forward` reads; it runs once per
+    dataset, never per step. ``forward`` must be a pure tensor function (no numpy, no
+    ``.item()``) so that the ensemble can batch several embedders with ``torch.func.vmap``.
+    """
+
+    REGISTRY = "arch_embedder"
+    out_dim: int
+
+    def __init__(self, search_space=None):
+        super().__init__()
+        self.search_space = search_space
+
+    def prepare(self, archs):
+        """Encode architectures as the tensor :meth:`forward` reads."""
+        return self.search_space.encode(archs)
+
+
+def build_embedder(name, search_space, cfg=None):
+    """Build the embedder registered as ``name`` with keyword options ``cfg``."""
+    cls = get_class("arch_embedder", name)
+    try:
+        return cls(search_space, **(cfg or {}))
+    except TypeError as error:
+        raise ValueError(f"invalid arch_embedder_cfg for {name!r}: {error}") from None
