@@ -20,6 +20,10 @@ def atomic_write(path, mode="wb"):
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
+        # mkstemp creates the file with mode 0600; give it the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
