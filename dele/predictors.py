@@ -45,20 +45,24 @@ class ExpertStack(nn.Module):
     The members' parameters are stacked along a leading K axis
     (``torch.func.stack_module_state``) and the forward pass is ``vmap`` over that axis,
     with independent dropout masks per member (``randomness="different"``). Parameter
-    names are the member's names with ``.`` replaced by ``-``.
+    names are the member's names with ``.`` replaced by ``-``. A member's non-persistent
+    buffers (such as index tables) are stacked for the forward pass but, as in the member
+    itself, left out of every state dict.
     """
 
     def __init__(self, build_member, count):
         super().__init__()
         members = [build_member() for _ in range(count)]
         params, buffers = stack_module_state(members)
+        persistent = set(members[0].state_dict())
         # The template holds no data; a list keeps it out of the module tree.
         self._template = [copy.deepcopy(members[0]).to("meta")]
         self.count = count
         self.params = nn.ParameterDict({name.replace(".", "-"): nn.Parameter(p) for name, p in params.items()})
         for name, buffer in buffers.items():
-            self.register_buffer("buffer-" + name.replace(".", "-"), buffer)
+            self.register_buffer("buffer-" + name.replace(".", "-"), buffer, persistent=name in persistent)
         self._buffer_names = list(buffers)
+        self._state_buffer_names = [name for name in buffers if name in persistent]
 
     def _stacked_state(self):
         params = {name.replace("-", "."): value for name, value in self.params.items()}
@@ -75,22 +79,24 @@ class ExpertStack(nn.Module):
 
         return vmap(run_member, in_dims=(0, 0, None), randomness="different")(params, buffers, encoded)
 
+    def _member_state_tensors(self):
+        """Return the stacked tensors behind a member's ``state_dict``, keyed by the member's names."""
+        params, buffers = self._stacked_state()
+        return {**params, **{name: buffers[name] for name in self._state_buffer_names}}
+
     def member_state_dict(self, index):
         """Return member ``index``'s state as a regular ``state_dict`` of one network."""
-        params, buffers = self._stacked_state()
-        state = {name: value[index].detach().clone() for name, value in params.items()}
-        state.update({name: value[index].clone() for name, value in buffers.items()})
-        return state
+        return {name: value[index].detach().clone() for name, value in self._member_state_tensors().items()}
 
     @torch.no_grad()
     def load_member_state_dict(self, index, state):
         """Copy a single network's ``state_dict`` into member ``index``."""
-        params, buffers = self._stacked_state()
-        expected = set(params) | set(buffers)
+        tensors = self._member_state_tensors()
+        expected = set(tensors)
         if set(state) != expected:
             raise ValueError(f"member state keys differ: missing {sorted(expected - set(state))}, "
                              f"unexpected {sorted(set(state) - expected)}")
-        for name, value in {**params, **buffers}.items():
+        for name, value in tensors.items():
             value[index].copy_(state[name])
 
 

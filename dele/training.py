@@ -118,7 +118,7 @@ def train_epoch(model, optimizer, dataset, targets, settings, generator, batch_s
 
 
 @torch.no_grad()
-def predict_dataset(model, dataset, batch_size=2048):
+def predict_dataset(model, dataset, batch_size=512):
     """Return sigmoid scores ``(N,)`` and, for an ensemble, expert scores ``(K, N)`` (else None)."""
     model.eval()
     scores, expert_scores = [], []
@@ -163,7 +163,7 @@ class Evaluation:
         return output
 
 
-def evaluate(model, dataset, batch_size=2048):
+def evaluate(model, dataset, batch_size=512):
     """Score ``dataset``; Kendall's tau and top-K against actual accuracy, and each
     low-fidelity type's tau against its expert (ensemble) or the single score."""
     scores, experts = predict_dataset(model, dataset, batch_size)

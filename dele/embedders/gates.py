@@ -70,16 +70,6 @@ class DenseGraphSimpleOpEdgeFlow(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound)) if bias else None
         self.self_op_emb = nn.Parameter(torch.randn(op_emb_dim)) if plus_I else None
 
-    def _residual_mask(self, num_nodes, device):
-        mask = torch.ones(num_nodes, device=device)
-        if self.residual_only is not None:
-            mask = torch.zeros(num_nodes, device=device)
-            if self.reverse:
-                mask[num_nodes - self.residual_only:] = 1.0
-            else:
-                mask[: self.residual_only] = 1.0
-        return mask
-
     def gate_table(self, op_table):
         """Return the ``(P, out)`` gate of every op; "none" (index 0) gates nothing."""
         gates = self.gate_function(self.op_attention(op_table)) * self.attn_scale_factor
@@ -92,6 +82,13 @@ class DenseGraphSimpleOpEdgeFlow(nn.Module):
             gates = torch.where(is_skip, torch.ones_like(gates), gates)
         return gates
 
+    def _is_residual(self, node, num_nodes):
+        if self.residual_only is None:
+            return True
+        if self.reverse:
+            return node >= num_nodes - self.residual_only
+        return node < self.residual_only
+
     def forward(self, features, edges, op_table):
         """Update node features.
 
@@ -102,42 +99,47 @@ class DenseGraphSimpleOpEdgeFlow(nn.Module):
         """
         # One large matmul instead of B small ones (matters under vmap).
         support = (features.reshape(-1, features.shape[-1]) @ self.weight).reshape(*features.shape[:-1], -1)
-        sources = support.index_select(-2, edges.sources)  # (B or 1, E, out)
-
+        support = support.expand(edges.batch_size, edges.num_nodes, -1)  # (B, V, out), a view
         gates = edges.one_hot.reshape(-1, edges.num_ops) @ self.gate_table(op_table)  # (B*E, out)
-        gated = gates.reshape(edges.batch_size, edges.count, -1) * sources  # (B, E, out)
-        messages = gated.new_zeros(edges.batch_size, edges.num_nodes, gated.shape[-1])
-        messages = messages.index_add(1, edges.destinations, gated)  # (B, V, out)
+        gates = gates.reshape(edges.batch_size, edges.count, -1)  # (B, E, out)
+        self_gate = None
         if self.self_op_emb is not None:
             self_gate = self.gate_function(self.op_attention(self.self_op_emb)) * self.attn_scale_factor
-            messages = messages + self_gate * support
-        if self.aggregate_op is not None:
-            messages = self.aggregate_op(messages)
 
-        output = messages + support * self._residual_mask(edges.num_nodes, support.device).unsqueeze(-1)
-        if self.bias is not None:
-            output = output + self.bias
-        return output
+        outputs = []
+        for node in range(edges.num_nodes):
+            # Edges into `node` are contiguous and come from nodes 0..node-1 in order, so
+            # both operands are views: no per-edge copy of the support is made.
+            first = node * (node - 1) // 2
+            message = (gates[:, first:first + node] * support[:, :node]).sum(dim=1)  # (B, out)
+            if self_gate is not None:
+                message = message + self_gate * support[:, node]
+            if self.aggregate_op is not None:
+                message = self.aggregate_op(message)
+            if self._is_residual(node, edges.num_nodes):
+                message = message + support[:, node]
+            if self.bias is not None:
+                message = message + self.bias
+            outputs.append(message)
+        return torch.stack(outputs, dim=1)  # (B, V, out)
 
 
 class EdgeList:
-    """The candidate edges ``j -> i`` (j < i) of a batch of op matrices.
+    """The candidate edges ``j -> i`` (j < i) of a batch of op matrices, in row-major
+    lower-triangular order: (1,0), (2,0), (2,1), (3,0), ...
 
     Attributes:
-        one_hot: ``(B, E, P)`` float one-hot op of each edge, in lower-triangular order.
-        sources, destinations: ``(E,)`` source and destination node of each edge.
+        one_hot: ``(B, E, P)`` float one-hot op of each edge.
     """
 
     def __init__(self, adjacency, num_ops):
         nodes = adjacency.shape[-1]
         rows, cols = torch.tril_indices(nodes, nodes, offset=-1, device=adjacency.device)
         self.batch_size = adjacency.shape[0]
+        self.num_nodes = nodes
         self.num_ops = num_ops
         self.count = rows.numel()
         self.one_hot = F.one_hot(adjacency[:, rows, cols], num_ops).float()  # (B, E, P)
-        self.num_nodes = nodes
-        self.sources = cols
-        self.destinations = rows
 
 
 class NasBench201FlowEmbedder(ArchEmbedder):
