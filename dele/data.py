@@ -285,3 +285,18 @@ def split_head(records, ratio, name):
     if count < 2:
         raise ValueError(f"{name}={ratio} keeps {count} of {len(records)} records; at least 2 are needed to rank")
     return records[:count]
+
+
+class MultiLFArchDataset(ArchDataset):
+    """The original name of a dataset over several low-fidelity types; items are
+    ``(arch, acc, {type: score})``."""
+
+
+class NasBench301Dataset(ArchDataset):
+    """Records without low-fidelity scores (NAS-Bench-301 validation files); items are ``(arch, acc)``."""
+
+    def __init__(self, records, search_space, path="<records>"):
+        super().__init__(records, search_space, (), None, path)
+
+    def __getitem__(self, index):
+        return self.archs[index], float(self.accs[index])

@@ -55,7 +55,7 @@ class ExpertStack(nn.Module):
         members = [build_member() for _ in range(count)]
         params, buffers = stack_module_state(members)
         persistent = set(members[0].state_dict())
-        # The template holds no data; a list keeps it out of the module tree.
+        # The template has no data (meta device); a list keeps it out of the module tree.
         self._template = [copy.deepcopy(members[0]).to("meta")]
         self.count = count
         self.params = nn.ParameterDict({name.replace(".", "-"): nn.Parameter(p) for name, p in params.items()})
@@ -101,7 +101,7 @@ class ExpertStack(nn.Module):
 
 
 class ArchNetwork(nn.Module, Component):
-    """Base of predictors: holds the loss settings and scores encoded architectures."""
+    """Base of predictors: the loss settings and the scoring interface."""
 
     REGISTRY = "arch_network"
 

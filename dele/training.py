@@ -1,7 +1,6 @@
 """Training and evaluation loops and checkpoints, shared by both training scripts."""
 
 import logging
-import math
 import pickle
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ class AverageMeter:
 
 @dataclass
 class PairSettings:
-    """How a batch is turned into a loss: ranking pairs (``compare``) or MSE regression."""
+    """Settings that turn a batch into a loss: ranking pairs (``compare``) or MSE regression."""
 
     compare: bool = True
     threshold: float = 0.0
@@ -152,7 +151,7 @@ class Evaluation:
         return f"Valid: Epoch {epoch}: {prefix}kendall tau real {self.tau:.4f}; patk {format_topk(self.topk)}"
 
     def output_dict(self):
-        """The ``output.pkl`` content: ``real_acc``, ``score`` and, for an ensemble,
+        """Return the ``output.pkl`` content: ``real_acc``, ``score`` and, for an ensemble,
         ``low_fidelity`` and ``low_fidelity_score`` (expert sigmoid scores per type)."""
         output = {"real_acc": self.real_acc.tolist(), "score": self.scores.tolist()}
         if self.expert_scores is not None:
@@ -238,7 +237,3 @@ def load_checkpoint(path):
     if isinstance(content, dict) and all(torch.is_tensor(v) for v in content.values()):
         return {"model": content}
     raise ValueError(f"{path}: neither a dele checkpoint nor a state dict")
-
-
-def is_finite(value):
-    return value is not None and not math.isnan(value)

