@@ -42,7 +42,9 @@ def build_pairs(values, threshold=0.0, max_compare_ratio=4.0, criterion="random"
     limit = int(max_compare_ratio * count)
     if rows.numel() > limit:
         if criterion == "random":
-            chosen = torch.randperm(rows.numel(), generator=generator, device=values.device)[:limit]
+            # Draw on the generator's device (the CPU generator of a run on CUDA, say).
+            device = generator.device if generator is not None else values.device
+            chosen = torch.randperm(rows.numel(), generator=generator, device=device)[:limit].to(values.device)
         else:
             chosen = torch.topk(diff.abs(), limit).indices
         rows, cols, diff = rows[chosen], cols[chosen], diff[chosen]
