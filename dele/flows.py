@@ -242,7 +242,12 @@ def load_weights(run, path):
     except RuntimeError as error:
         raise ConfigError(f"{path}: weights do not fit the configured predictor: {error}") from None
     if checkpoint.get("normalization") and checkpoint["normalization"] != run.stats.to_dict():
-        logger.warning("%s was trained with other low-fidelity statistics; using this run's", path)
+        logger.warning(
+            "%s was trained with other low-fidelity statistics than this run computes from %s "
+            "(--pretrain-ratio %s); scores are normalised with this run's statistics. Pass the "
+            "training file and --pretrain-ratio of the checkpoint's run to reproduce it",
+            path, run.args.train_pkl, run.args.pretrain_ratio,
+        )
     logger.info("loaded predictor weights from %s", path)
 
 
@@ -274,9 +279,9 @@ def save(run, name, stage, epoch):
     save_checkpoint(run.train_dir / name, run.model, run.meta(stage, epoch), run.optimizer, run.scheduler, run.generator)
 
 
-def validate(run, epoch, write=False):
+def validate(run, epoch, write=False, stage=None):
     evaluation = evaluate(run.model, run.valid_set)
-    logger.info(evaluation.log_line(epoch))
+    logger.info(evaluation.log_line(epoch, stage))
     if write:
         write_output(run.train_dir / "output.pkl", evaluation)
     return evaluation
@@ -302,7 +307,7 @@ def run_stage(run, stage, epochs, dataset, targets, write_output_file):
             if epoch % run.args.report_freq == 0:
                 logger.info("%s epoch %d: train loss %.5f", stage, epoch, loss)
             if epoch % run.args.test_every == 0 or epoch == epochs:
-                evaluation = validate(run, epoch, write_output_file)
+                evaluation = validate(run, epoch, write_output_file, stage)
             if epoch % run.args.save_every == 0 or epoch == epochs:
                 save(run, RESUME_NAME, stage, epoch)
     return evaluation

@@ -101,8 +101,8 @@ def _missing_name_message(table, name):
     message = f"unknown {table} {name!r}; registered names: {known}"
     if name in SHIPPED_PLUGIN_NAMES:
         message += (
-            f". {name!r} comes from the repository's plugin/ folder: link it into the plugin "
-            f"directory with `ln -s \"$PWD/plugin\" {plugin_dir()}/dele` "
+            f". {name!r} comes from the repository's plugin/ folder: from the repository root, link it "
+            f"into the plugin directory with `mkdir -p {plugin_dir()} && ln -s \"$PWD/plugin\" {plugin_dir()}/dele` "
             "(set AWNAS_HOME to choose another home)"
         )
     else:

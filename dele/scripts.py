@@ -29,6 +29,12 @@ def _start(args, cfg, types, log_name):
     return run
 
 
+def _test_only(run):
+    if not (run.args.load or run.args.resume):
+        logger.warning("--test-only without --load: validating a randomly initialised predictor")
+    validate(run, 0, write=True, stage="test")
+
+
 def train_predictor_main(argv=None):
     """Vanilla training (``--no-pretrain``), or pretraining on one low-fidelity type and
     finetuning on actual accuracies. Writes ``pre_train.ckpt``, ``final.ckpt``, ``output.pkl``."""
@@ -37,7 +43,7 @@ def train_predictor_main(argv=None):
     types = [] if args.no_pretrain else [args.low_fidelity_type]
     run = _start(args, cfg, types, "train.log")
     if args.test_only:
-        validate(run, 0, write=True)
+        _test_only(run)
         return run
 
     if types and run.resume.get("stage") != "finetune":
@@ -77,7 +83,7 @@ def dynamic_ensemble_main(argv=None):
     types = check_ensemble_config(cfg, args.cfg_file)
     run = _start(args, cfg, types, "train.log")
     if args.test_only:
-        validate(run, 0, write=True)
+        _test_only(run)
         return run
 
     if run.resume.get("stage") != "finetune":

@@ -145,10 +145,11 @@ class Evaluation:
     expert_scores: np.ndarray | None
     low_fidelity: dict
 
-    def log_line(self, epoch):
+    def log_line(self, epoch, stage=None):
         lf = "; ".join(f"kendall tau {name} {value:.4f}" for name, value in self.low_fidelity_tau.items())
         prefix = f"{lf}; " if lf else ""
-        return f"Valid: Epoch {epoch}: {prefix}kendall tau real {self.tau:.4f}; patk {format_topk(self.topk)}"
+        stage = f" ({stage})" if stage else ""
+        return f"Valid: Epoch {epoch}{stage}: {prefix}kendall tau real {self.tau:.4f}; patk {format_topk(self.topk)}"
 
     def output_dict(self):
         """Return the ``output.pkl`` content: ``real_acc``, ``score`` and, for an ensemble,

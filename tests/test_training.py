@@ -239,7 +239,7 @@ def test_vanilla_log_and_config(finished_runs):
     train_dir = finished_runs["vanilla"]
 
     log = (train_dir / "train.log").read_text()
-    assert "Valid: Epoch 3:" in log
+    assert "Valid: Epoch 3 (finetune):" in log
     assert "kendall tau real" in log
     saved = yaml.safe_load((train_dir / "config.yaml").read_text())
     assert saved["finetune_epochs"] == 3
