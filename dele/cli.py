@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import sys
 
 from dele.config import ConfigError
@@ -49,12 +50,24 @@ def _commands():
 
 
 def run_command(function, argv):
-    """Run an entry point; report user errors in one line and exit with status 2."""
+    """Run an entry point; report user errors in one line and exit with status 2.
+
+    Set ``DELE_TRACEBACK=1`` to see the traceback of such an error.
+    """
     try:
         function(argv)
-    except (ConfigError, DataError, RegistryError, FileNotFoundError) as error:
-        logger.error("%s", error)
+    except KeyboardInterrupt:
+        print("interrupted; a training run or search continues from its last resume.ckpt with --resume",
+              file=sys.stderr)
+        return 130
+    except (ConfigError, DataError, RegistryError, ValueError, OSError) as error:
+        if os.environ.get("DELE_TRACEBACK"):
+            raise
         print(f"error: {error}", file=sys.stderr)
+        for handler in logging.getLogger().handlers:  # keep the error in train.log / search.log
+            if isinstance(handler, logging.FileHandler):
+                handler.handle(logging.makeLogRecord({"name": __name__, "levelno": logging.ERROR,
+                                                      "levelname": "ERROR", "msg": str(error)}))
         return 2
     return 0
 

@@ -1,9 +1,12 @@
 """Training configs: YAML loading with key checks, optimiser and scheduler factories."""
 
 import copy
+import numbers
 
 import torch
 import yaml
+
+from dele.pairs import PAIR_CRITERIA
 
 # Keys of the original DELE training YAMLs, with their defaults.
 COMMON_DEFAULTS = {
@@ -40,6 +43,36 @@ class ConfigError(ValueError):
     """An invalid or inconsistent configuration, named by file and key."""
 
 
+def _is_positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_number(value, minimum=None, strict=False):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    if minimum is None:
+        return True
+    return value > minimum if strict else value >= minimum
+
+
+# Allowed values of the top-level keys: (check, description of the allowed values).
+VALUE_CHECKS = {
+    "batch_size": (_is_positive_int, "a positive integer"),
+    "epochs": (_is_positive_int, "a positive integer"),
+    "finetune_epochs": (_is_positive_int, "a positive integer"),
+    "pretrain_epochs": (_is_positive_int, "a positive integer"),
+    "compare": (lambda v: isinstance(v, bool), "true or false"),
+    "compare_split": (lambda v: isinstance(v, bool), "true or false"),
+    "low_fidelity_normalize": (lambda v: isinstance(v, bool), "true or false"),
+    "finetune_only_mlp": (lambda v: isinstance(v, bool), "true or false"),
+    "reinit_optimizer": (lambda v: isinstance(v, bool), "true or false"),
+    "compare_threshold": (lambda v: _is_number(v, 0.0), "a number >= 0"),
+    "max_compare_ratio": (lambda v: _is_number(v, 0.0, strict=True), "a number > 0"),
+    "choose_pair_criterion": (lambda v: v in PAIR_CRITERIA, f"one of {list(PAIR_CRITERIA)}"),
+    "num_workers": (lambda v: v is None or (isinstance(v, int) and v >= 0), "null or an integer >= 0"),
+}
+
+
 def load_yaml(path):
     """Read a YAML mapping with the safe loader."""
     try:
@@ -65,6 +98,9 @@ def resolve_config(content, defaults, path="<config>"):
     resolved.update(copy.deepcopy(content))
     if not isinstance(resolved["arch_network_cfg"], dict):
         raise ConfigError(f"{path}: arch_network_cfg must be a mapping")
+    for key, (check, allowed) in VALUE_CHECKS.items():
+        if key in resolved and not check(resolved[key]):
+            raise ConfigError(f"{path}: {key} must be {allowed}, got {resolved[key]!r}")
     return resolved
 
 

@@ -75,7 +75,7 @@ def _check_record(raw, index, path, search_space):
     return Record(arch, float(acc), low_fidelity)
 
 
-def _read_raw(path):
+def _read_raw(path, search_space=None):
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -91,11 +91,11 @@ def _read_raw(path):
             raise DataError(path, f"expected a list of records, got {type(raw).__name__}")
         return list(raw)
     if path.suffix == ".json":
-        return _read_json(path)
+        return _read_json(path, search_space)
     raise DataError(path, "unknown file type; expected .json (safe) or .pkl/.pickle (original format)")
 
 
-def _read_json(path):
+def _read_json(path, search_space=None):
     try:
         content = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -104,6 +104,10 @@ def _read_json(path):
         raise DataError(path, f"not a dele records file (expected \"format\": \"{JSON_FORMAT}\")")
     if content.get("version") != JSON_VERSION:
         raise DataError(path, f"unsupported version {content.get('version')!r}, expected {JSON_VERSION}")
+    declared = content.get("search_space")
+    if search_space is not None and declared is not None and declared != search_space.NAME:
+        raise DataError(path, f"the file holds {declared!r} records, not {search_space.NAME!r} (--search-space)",
+                        field="search_space")
     if not isinstance(content.get("records", []), list):
         raise DataError(path, f"\"records\" must be a list, got {type(content['records']).__name__}")
     raw = []
@@ -120,7 +124,7 @@ def load_records(path, search_space):
     Raises:
         DataError: for a missing, empty or malformed file or record.
     """
-    raw = _read_raw(path)
+    raw = _read_raw(path, search_space)
     if not raw:
         raise DataError(path, "the file holds no records")
     records = [_check_record(item, index, path, search_space) for index, item in enumerate(raw)]

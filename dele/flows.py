@@ -144,6 +144,7 @@ class Run:
             "normalization": self.stats.to_dict(),
             "config": self.cfg,
             "seed": self.args.seed,
+            "inputs": run_inputs(self.args),
             "stage": stage,
             "epoch": epoch,
         }
@@ -170,8 +171,36 @@ def fit_statistics(records, types, normalize, path):
     return NormalizationStats.fit(low_fidelity_matrix(records, types, path), types, path)
 
 
+def run_inputs(args):
+    """The data arguments a resumed run must share with the interrupted one."""
+    return {
+        "search_space": args.search_space,
+        "train_pkl": os.path.abspath(args.train_pkl),
+        "valid_pkl": os.path.abspath(args.valid_pkl),
+        "pretrain_ratio": args.pretrain_ratio,
+        "train_ratio": args.train_ratio,
+    }
+
+
+def check_train_dir(args):
+    """Refuse to overwrite a previous run unless ``--resume``; with ``--resume``, take the
+    seed from ``resume.ckpt`` when ``--seed`` is absent."""
+    train_dir = Path(args.train_dir)
+    if train_dir.exists() and not train_dir.is_dir():
+        raise ConfigError(f"--train-dir {train_dir} exists and is not a folder")
+    previous = [name for name in (RESUME_NAME, "final.ckpt") if (train_dir / name).exists()]
+    if previous and not args.resume:
+        raise ConfigError(
+            f"--train-dir {train_dir} holds a previous run ({', '.join(previous)}); pass --resume "
+            "to continue it, or choose another --train-dir"
+        )
+    if args.resume and args.seed is None and (train_dir / RESUME_NAME).is_file():
+        args.seed = load_checkpoint(train_dir / RESUME_NAME).get("seed")
+
+
 def prepare_run(args, cfg, types, log_name):
     """Create the train dir, logging, seeds, datasets and statistics of a run."""
+    check_train_dir(args)
     train_dir = Path(args.train_dir)
     train_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(train_dir, log_name)
@@ -179,7 +208,6 @@ def prepare_run(args, cfg, types, log_name):
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**31)
     logger.info("seed %d; arguments %s", args.seed, vars(args))
-    write_config(train_dir, cfg)
 
     device = select_device(args.gpu)
     generator = seed_everything(args.seed)
@@ -190,20 +218,23 @@ def prepare_run(args, cfg, types, log_name):
     real_records = split_head(train_records, args.train_ratio, "--train-ratio")
 
     stats = fit_statistics(pretrain_records, types, cfg["low_fidelity_normalize"], args.train_pkl)
-    valid_types = types if set(types) <= set(available_types(valid_records)) else []
+    # A file of (arch, acc) records (NB301 validation) has no scores at all; any other file
+    # must carry every type, which ArchDataset checks record by record.
+    valid_types = types if any(record.low_fidelity for record in valid_records) else []
     if types and not valid_types:
-        logger.info("%s carries no low-fidelity scores for %s: validating on actual accuracy only",
-                    args.valid_pkl, types)
+        logger.info("%s carries no low-fidelity scores: validating on actual accuracy only", args.valid_pkl)
     valid_stats = stats if valid_types else None
     logger.info("records: %d pretrain, %d with actual accuracy, %d validation; low-fidelity types %s",
                 len(pretrain_records), len(real_records), len(valid_records), types)
-    return Run(
+    run = Run(
         args=args, cfg=cfg, train_dir=train_dir, device=device, space=space, generator=generator,
         types=list(types), stats=stats,
         pretrain_set=ArchDataset(pretrain_records, space, types, stats, args.train_pkl).to(device),
         real_set=ArchDataset(real_records, space, (), None, args.train_pkl).to(device),
         valid_set=ArchDataset(valid_records, space, valid_types, valid_stats, args.valid_pkl).to(device),
     )
+    write_config(train_dir, cfg)
+    return run
 
 
 def check_checkpoint(checkpoint, run, path):
@@ -260,9 +291,34 @@ def resume_state(run):
     check_checkpoint(checkpoint, run, path)
     if checkpoint.get("seed") != run.args.seed:
         raise ConfigError(f"--resume: {path} was written with --seed {checkpoint.get('seed')}, not {run.args.seed}")
+    check_resumed_inputs(checkpoint, run, path)
     run.model.load_state_dict(checkpoint["model"])
     run.resume = {"stage": checkpoint["stage"], "epoch": checkpoint["epoch"], "checkpoint": checkpoint}
     logger.info("resuming %s at stage %s, epoch %d", path, checkpoint["stage"], checkpoint["epoch"])
+
+
+def _differences(saved, wanted):
+    keys = sorted(set(saved) | set(wanted))
+    return [f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}" for key in keys if saved.get(key) != wanted.get(key)]
+
+
+def check_resumed_inputs(checkpoint, run, path):
+    """``--resume`` continues the same run: same config and data arguments. Only
+    ``--train-ratio`` may change, and only at the end of step 1, which does not read it."""
+    changed = _differences(checkpoint.get("config", {}), run.cfg)
+    if changed:
+        raise ConfigError(f"--resume: the config differs from the one {path} was written with: {'; '.join(changed)}")
+
+    if "inputs" not in checkpoint:  # written before checkpoints recorded their inputs
+        return
+    saved, wanted = dict(checkpoint["inputs"]), run_inputs(run.args)
+    stage_epochs = run.cfg.get("pretrain_epochs", run.cfg.get("epochs"))
+    if checkpoint.get("stage") == "pretrain" and checkpoint.get("epoch") == stage_epochs:
+        saved.pop("train_ratio", None)
+        wanted.pop("train_ratio")
+    changed = _differences(saved, wanted)
+    if changed:
+        raise ConfigError(f"--resume: arguments differ from those {path} was written with: {'; '.join(changed)}")
 
 
 def restore_training_state(run):

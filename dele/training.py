@@ -231,8 +231,13 @@ def load_checkpoint(path):
         content = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise ValueError(f"{path}: not a readable checkpoint: {error}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, IndexError, OSError) as error:
+        # torch's own message suggests weights_only=False, which would run code from the file.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{path}: not a readable dele checkpoint or state dict ({first_line}); dele loads "
+            "checkpoints with weights_only=True and never runs code stored in them"
+        ) from None
     if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
         return content
     if isinstance(content, dict) and all(torch.is_tensor(v) for v in content.values()):

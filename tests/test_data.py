@@ -453,3 +453,25 @@ def test_split_head_rejects_ratio(space, ratio):
 def test_split_head_rejects_too_few(space):
     with pytest.raises(ValueError, match="train_ratio=0.3 keeps 1 of 4 records; at least 2"):
         split_head(_records(space), 0.3, "train_ratio")
+
+
+def test_json_other_search_space(tmp_path, space):
+    content = {**_json_content(_raw_records()), "search_space": "nb301"}
+    path = _write_json(tmp_path / "records.json", content)
+
+    with pytest.raises(DataError, match="'nb301' records") as error:
+        load_records(path, space)
+
+    _assert_names(error, path, field="search_space")
+
+
+@pytest.mark.parametrize("convert", [lambda arch: arch.astype(str).tolist(), lambda arch: (arch > 0).tolist()])
+def test_non_numeric_arch_entries(tmp_path, space, convert):
+    content = _json_content(_raw_records())
+    content["records"][1]["arch"] = convert(ARCHS[1])
+    path = _write_json(tmp_path / "records.json", content)
+
+    with pytest.raises(DataError, match="entries must be numbers") as error:
+        load_records(path, space)
+
+    _assert_names(error, path, index=1, field="arch")

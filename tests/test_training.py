@@ -605,3 +605,77 @@ def test_real_data_ensemble(tmp_path, real_files):
     output = _read_output(tmp_path / "run")
     assert kendall_tau(output["real_acc"], output["score"]) > 0.3
     assert kendall_tau(output["low_fidelity"]["synflow"], output["low_fidelity_score"]["synflow"]) > 0.3
+
+
+# ---------------------------------------------------------------------------
+# Guards against overwriting runs and against resuming with other inputs
+
+
+def test_existing_run_dir_raises(tmp_path, data_files, finished_runs, no_training):
+    train_dir = _copy_run(finished_runs, "ensemble", tmp_path)
+    before = (train_dir / "config.yaml").read_text()
+
+    with pytest.raises(ConfigError, match="holds a previous run"):
+        _run_ensemble(tmp_path, data_files, "run")
+
+    assert (train_dir / "config.yaml").read_text() == before
+
+
+def test_resume_changed_optimizer_raises(tmp_path, data_files, finished_runs, no_training):
+    _copy_run(finished_runs, "ensemble", tmp_path)
+    network = {**ENSEMBLE_CFG["arch_network_cfg"], "optimizer": {"type": "Adam", "lr": 0.5}}
+    cfg = {**ENSEMBLE_CFG, "arch_network_cfg": network}
+
+    with pytest.raises(ConfigError, match="config differs"):
+        _run_ensemble(tmp_path, data_files, "run", "--resume", cfg=cfg)
+
+
+def test_resume_changed_train_ratio_raises(tmp_path, data_files, finished_runs, no_training):
+    _copy_run(finished_runs, "ensemble", tmp_path)
+
+    with pytest.raises(ConfigError, match="train_ratio"):
+        _run_ensemble(tmp_path, data_files, "run", "--resume", "--train-ratio", "0.5")
+
+
+def test_resume_takes_checkpoint_seed(tmp_path, data_files, finished_runs, no_training):
+    train_dir = _copy_run(finished_runs, "ensemble", tmp_path)
+    cfg_path = _write_cfg(tmp_path / "cfg.yaml", ENSEMBLE_CFG)
+    argv = _argv(cfg_path, train_dir, data_files, "--resume")
+    del argv[argv.index("--seed"):argv.index("--seed") + 2]
+
+    run = dynamic_ensemble_main(argv)
+
+    assert run.args.seed == 3
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("compare", "false"),
+        ("finetune_only_mlp", "no"),
+        ("finetune_epochs", 0),
+        ("epochs", -1),
+        ("batch_size", "32"),
+        ("max_compare_ratio", 0),
+        ("choose_pair_criterion", "best"),
+    ],
+)
+def test_config_value_checks(tmp_path, data_files, no_training, key, value):
+    cfg_path = _write_cfg(tmp_path / "cfg.yaml", {**VANILLA_CFG, key: value})
+
+    with pytest.raises(ConfigError, match=key):
+        train_predictor_main(_argv(cfg_path, tmp_path / "run", data_files, "--no-pretrain"))
+
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_valid_record_missing_score_raises(tmp_path, data_files, space, no_training):
+    records = load_records(data_files["valid"], space)
+    del records[3].low_fidelity["synflow"]
+    save_records(tmp_path / "valid.json", records, space)
+    cfg_path = _write_cfg(tmp_path / "cfg.yaml", ENSEMBLE_CFG)
+    argv = _argv(cfg_path, tmp_path / "run", data_files)
+    argv[argv.index("--valid-pkl") + 1] = str(tmp_path / "valid.json")
+
+    with pytest.raises(DataError, match=r"record 3: field 'synflow'"):
+        dynamic_ensemble_main(argv)

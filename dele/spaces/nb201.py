@@ -149,9 +149,12 @@ class NasBench201SearchSpace(SearchSpace):
         if isinstance(arch, str):
             return string_to_matrix(arch)
         try:
-            matrix = np.asarray(arch, dtype=np.float64)
+            raw = np.asarray(arch)
+            matrix = raw.astype(np.float64)
         except (TypeError, ValueError):
             raise ValueError(f"invalid nasbench-201 arch {arch!r}: not a numeric 4x4 matrix") from None
+        if raw.dtype.kind not in "iuf":  # digit strings and booleans are not op indices
+            raise ValueError(f"invalid nasbench-201 arch {arch!r}: entries must be numbers, got {raw.dtype}")
         if matrix.shape != (NUM_NODES, NUM_NODES):
             raise ValueError(f"invalid nasbench-201 arch: shape {matrix.shape}, expected (4, 4)")
         if not np.all(np.isfinite(matrix)) or np.any(matrix != np.round(matrix)):
