@@ -57,6 +57,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--runs-dir", type=Path, default=RUNS)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--table-only", action="store_true", help="write the table from finished runs only")
     return parser.parse_args()
 
 
@@ -174,10 +175,11 @@ def table(args):
 
 def main():
     args = parse_args()
-    data = convert_data(args.data_dir, args.runs_dir)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for future in [pool.submit(run_chain, chain, args, data) for chain in chains(args)]:
-            future.result()
+    if not args.table_only:
+        data = convert_data(args.data_dir, args.runs_dir)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(run_chain, chain, args, data) for chain in chains(args)]:
+                future.result()
 
     text = table(args)
     print(text)
