@@ -106,7 +106,7 @@ def _read_json(path, search_space=None):
         raise DataError(path, f"unsupported version {content.get('version')!r}, expected {JSON_VERSION}")
     declared = content.get("search_space")
     if search_space is not None and declared is not None and declared != search_space.NAME:
-        raise DataError(path, f"the file holds {declared!r} records, not {search_space.NAME!r} (--search-space)",
+        raise DataError(path, f"the file contains {declared!r} records, not {search_space.NAME!r} (--search-space)",
                         field="search_space")
     if not isinstance(content.get("records", []), list):
         raise DataError(path, f"\"records\" must be a list, got {type(content['records']).__name__}")
@@ -126,7 +126,7 @@ def load_records(path, search_space):
     """
     raw = _read_raw(path, search_space)
     if not raw:
-        raise DataError(path, "the file holds no records")
+        raise DataError(path, "the file contains no records")
     records = [_check_record(item, index, path, search_space) for index, item in enumerate(raw)]
     logger.info("loaded %d records from %s", len(records), path)
     return records

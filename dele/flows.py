@@ -191,7 +191,7 @@ def check_train_dir(args):
     previous = [name for name in (RESUME_NAME, "final.ckpt") if (train_dir / name).exists()]
     if previous and not args.resume:
         raise ConfigError(
-            f"--train-dir {train_dir} holds a previous run ({', '.join(previous)}); pass --resume "
+            f"--train-dir {train_dir} contains a previous run ({', '.join(previous)}); pass --resume "
             "to continue it, or choose another --train-dir"
         )
     if args.resume and args.seed is None and (train_dir / RESUME_NAME).is_file():
@@ -218,8 +218,8 @@ def prepare_run(args, cfg, types, log_name):
     real_records = split_head(train_records, args.train_ratio, "--train-ratio")
 
     stats = fit_statistics(pretrain_records, types, cfg["low_fidelity_normalize"], args.train_pkl)
-    # A file of (arch, acc) records (NB301 validation) has no scores at all; any other file
-    # must carry every type, which ArchDataset checks record by record.
+    # A file of (arch, acc) records (NB301 validation) has no scores at all. Any other file
+    # must carry every type, and ArchDataset checks that record by record.
     valid_types = types if any(record.low_fidelity for record in valid_records) else []
     if types and not valid_types:
         logger.info("%s carries no low-fidelity scores: validating on actual accuracy only", args.valid_pkl)

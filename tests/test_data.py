@@ -88,14 +88,14 @@ def test_empty_file(tmp_path, space, suffix):
 
 def test_empty_pickle_list(tmp_path, space):
     path = _write_pickle(tmp_path / "records.pkl", [])
-    with pytest.raises(DataError, match="holds no records") as error:
+    with pytest.raises(DataError, match="contains no records") as error:
         load_records(path, space)
     _assert_names(error, path)
 
 
 def test_empty_json_records(tmp_path, space):
     path = _write_json(tmp_path / "records.json", _json_content([]))
-    with pytest.raises(DataError, match="holds no records") as error:
+    with pytest.raises(DataError, match="contains no records") as error:
         load_records(path, space)
     _assert_names(error, path)
 

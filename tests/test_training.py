@@ -615,7 +615,7 @@ def test_existing_run_dir_raises(tmp_path, data_files, finished_runs, no_trainin
     train_dir = _copy_run(finished_runs, "ensemble", tmp_path)
     before = (train_dir / "config.yaml").read_text()
 
-    with pytest.raises(ConfigError, match="holds a previous run"):
+    with pytest.raises(ConfigError, match="contains a previous run"):
         _run_ensemble(tmp_path, data_files, "run")
 
     assert (train_dir / "config.yaml").read_text() == before

@@ -1,6 +1,6 @@
 """The NAS-Bench-201 cell space (``nasbench-201``).
 
-An architecture is a 4x4 integer matrix whose strict lower triangle holds op indices:
+An architecture is a 4x4 integer matrix whose strict lower triangle contains op indices:
 ``arch[i, j]`` (i > j) is the op on the edge from node j to node i, node 0 being the cell
 input and node 3 its output; index 0 ("none") means no edge. The op order and the matrix
 layout follow aw_nas's ``nasbench-201`` space; the string form is the NAS-Bench-201 one,
