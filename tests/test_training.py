@@ -679,3 +679,17 @@ def test_valid_record_missing_score_raises(tmp_path, data_files, space, no_train
 
     with pytest.raises(DataError, match=r"record 3: field 'synflow'"):
         dynamic_ensemble_main(argv)
+
+
+def test_step_two_from_step_one_checkpoint(tmp_path, data_files, finished_runs):
+    """Step 1 does not read --train-ratio, so step 2 at another ratio, resumed from
+    pre_final.ckpt, equals a full run at that ratio."""
+    full = _run_ensemble(tmp_path, data_files, "full", "--train-ratio", "0.5")
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(finished_runs["ensemble"] / "pre_final.ckpt", resumed / "resume.ckpt")
+
+    _run_ensemble(tmp_path, data_files, "resumed", "--train-ratio", "0.5", "--resume")
+
+    assert _read_output(resumed) == _read_output(full)
+    _assert_same_weights(resumed / "final.ckpt", full / "final.ckpt")
