@@ -184,7 +184,7 @@ def main():
         "cfgs/train_nb301_lstm_config.yaml, cfgs/dynamic_ensemble_nb301_gates_config.yaml. "
         "DELE runs after the first sample count of a seed reuse its step 1, so their time "
         "covers step 2 only.\n\n"
-        f"Command: `nice -n 10 python benchmarks/nb301_quality.py {' '.join(sys.argv[1:])}`, "
+        f"Command: `python benchmarks/nb301_quality.py {' '.join(sys.argv[1:])}`, "
         f"{args.threads} torch thread(s) per run, on {platform.machine()} with {os.cpu_count()} CPU cores "
         f"(torch {torch.__version__}).\n\n{text}\n"
     )
