@@ -5,10 +5,10 @@ Each run is a real call of ``train_predictor.py`` or ``dynamic_ensemble_train_pr
 with the shipped configs; its Kendall's tau is read from the ``output.pkl`` it writes.
 Finished runs are skipped, so the script can be interrupted and started again.
 
-Step 1 (pretraining) does not depend on ``--train-ratio``: for each seed the first ratio
-runs both steps, and every further ratio starts step 2 from the first run's
-stage-boundary checkpoint (``pre_final.ckpt`` / ``pre_train.ckpt``, which carry the
-model, optimiser and random states) through ``--resume``. That gives the same result as a
+Step 1 (pretraining) does not depend on ``--train-ratio``. So for each seed the first
+ratio runs both steps, and every further ratio starts step 2 with ``--resume`` from the
+first run's stage-boundary checkpoint (``pre_final.ckpt`` or ``pre_train.ckpt``). Those
+checkpoints carry the model, optimiser and random states. That gives the same result as a
 full run at that ratio and saves the repeated pretraining.
 
 Usage:

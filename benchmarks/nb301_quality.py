@@ -12,9 +12,9 @@ Each run is a real call of ``train_predictor.py`` or ``dynamic_ensemble_train_pr
 with the shipped configs. Its Kendall's tau on the 362 validation architectures is read
 from the ``output.pkl`` it writes. Finished runs (those with ``final.ckpt``) are skipped,
 so the script can be interrupted and started again. DELE's step 1 does not depend on
-``--train-ratio``: for each seed, the first sample count runs both steps and the others
-start step 2 from its ``pre_final.ckpt`` (model, optimiser and random states) through
-``--resume``, which gives the same result as a full run.
+``--train-ratio``. So for each seed, the first sample count runs both steps and the
+others start step 2 with ``--resume`` from its ``pre_final.ckpt``, which carries the
+model, optimiser and random states. That gives the same result as a full run.
 
 Usage:
     nice -n 10 python benchmarks/nb301_quality.py

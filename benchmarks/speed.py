@@ -3,8 +3,8 @@
 Measures, each case in a fresh subprocess (so that peak memory is its own):
 
 * ``step``: one training step on a batch of 512 architectures with 2,048 pairs per
-  low-fidelity type, for a single GATES comparator and for DELE ensembles of 1, 4, 10 and
-  12 experts (step-1 loss: every expert on its own pairs). Reported as seconds and as the
+  low-fidelity type. It runs for a single GATES comparator and for DELE ensembles of 1,
+  4, 10 and 12 experts, with the step-1 loss (every expert on its own pairs). Reported as seconds and as the
   ratio to the single comparator's step.
 * ``baseline``: the same step computed the way the original code did: one module per
   expert in a Python loop, each running the encoder on both architectures of every pair.
@@ -105,8 +105,8 @@ def measure_step(kind, experts, device, repeats, batch_size):
 
 
 def measure_baseline(experts, device, repeats, batch_size):
-    """The original scheme: a loop over expert modules, the encoder run on both
-    architectures of every pair (2 x 2,048 encoder passes per expert and batch)."""
+    """Time a step computed the original way: a loop over expert modules, each running
+    the encoder on both architectures of every pair (2 x 2,048 passes per expert and batch)."""
     import torch
 
     from dele.pairs import build_pairs

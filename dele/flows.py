@@ -245,9 +245,9 @@ def check_checkpoint(checkpoint, run, path):
             raise ConfigError(f"{path}: checkpoint {key} is {checkpoint[key]!r}, the config expects {expected[key]!r}")
     if "arch_network_cfg" in checkpoint:
         saved, _, _ = split_network_cfg(checkpoint["arch_network_cfg"])
-        wanted, _, _ = split_network_cfg(expected["arch_network_cfg"])
-        if saved != wanted:
-            raise ConfigError(f"{path}: checkpoint arch_network_cfg {saved!r} differs from the config's {wanted!r}")
+        requested, _, _ = split_network_cfg(expected["arch_network_cfg"])
+        if saved != requested:
+            raise ConfigError(f"{path}: checkpoint arch_network_cfg {saved!r} differs from the config's {requested!r}")
 
 
 def build_model(run):
@@ -297,9 +297,9 @@ def resume_state(run):
     logger.info("resuming %s at stage %s, epoch %d", path, checkpoint["stage"], checkpoint["epoch"])
 
 
-def _differences(saved, wanted):
-    keys = sorted(set(saved) | set(wanted))
-    return [f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}" for key in keys if saved.get(key) != wanted.get(key)]
+def _differences(saved, requested):
+    keys = sorted(set(saved) | set(requested))
+    return [f"{key}: {saved.get(key)!r} -> {requested.get(key)!r}" for key in keys if saved.get(key) != requested.get(key)]
 
 
 def check_resumed_inputs(checkpoint, run, path):
@@ -311,12 +311,12 @@ def check_resumed_inputs(checkpoint, run, path):
 
     if "inputs" not in checkpoint:  # written before checkpoints recorded their inputs
         return
-    saved, wanted = dict(checkpoint["inputs"]), run_inputs(run.args)
+    saved, requested = dict(checkpoint["inputs"]), run_inputs(run.args)
     stage_epochs = run.cfg.get("pretrain_epochs", run.cfg.get("epochs"))
     if checkpoint.get("stage") == "pretrain" and checkpoint.get("epoch") == stage_epochs:
         saved.pop("train_ratio", None)
-        wanted.pop("train_ratio")
-    changed = _differences(saved, wanted)
+        requested.pop("train_ratio")
+    changed = _differences(saved, requested)
     if changed:
         raise ConfigError(f"--resume: arguments differ from those {path} was written with: {'; '.join(changed)}")
 

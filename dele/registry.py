@@ -1,7 +1,7 @@
 """Component registry and aw_nas-style plugin discovery.
 
 Every pluggable class derives from :class:`Component`. A base class opts into a
-registry table by setting ``REGISTRY`` (for example ``"arch_embedder"``); each subclass
+registry table by setting ``REGISTRY`` (for example ``"arch_embedder"``). Each subclass
 that defines ``NAME`` in its own body is registered under that name when its ``class``
 statement runs, as in aw_nas.
 

