@@ -8,7 +8,7 @@ from torch import nn
 
 import dele.embedders  # noqa: F401 - registers the built-in embedders
 from dele.embedders import build_embedder
-from dele.embedders.gates import DenseGraphSimpleOpEdgeFlow, EdgeList
+from dele.embedders.gates import CellGraph, DenseGraphSimpleOpEdgeFlow, _distinct_rows
 from dele.embedders.lstm import NasBench201LSTMEmbedder, SequenceLSTM
 from dele.registry import list_names
 from dele.spaces.nb201 import OPS, NasBench201SearchSpace, matrix_from_edges
@@ -181,7 +181,8 @@ def test_gates_layer_matches_reference(space, kwargs):
     features = torch.randn(4, 4, 6)
     op_table = torch.randn(len(OPS), 4)
 
-    output = layer(features, EdgeList(adjacency, len(OPS)), op_table)
+    rows = features.transpose(0, 1).reshape(16, 6)  # node-major, one row per (node, arch)
+    output = layer(rows, CellGraph(adjacency, len(OPS), merge=False), op_table).reshape(4, 4, 5).transpose(0, 1)
     expected = _reference_layer(
         layer, features, adjacency, op_table, kwargs.get("residual_only"), kwargs.get("reverse", False)
     )
@@ -190,17 +191,71 @@ def test_gates_layer_matches_reference(space, kwargs):
     torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_gates_layer_shared_features(space):
+def test_cell_graph_merges_equal_prefixes(space):
+    adjacency = space.encode([matrix_from_edges([1, 2, 3, 4, 0, 1]), matrix_from_edges([1, 2, 3, 1, 1, 1]),
+                              matrix_from_edges([2, 2, 3, 4, 0, 1])])
+    graph = CellGraph(adjacency, len(OPS))
+
+    # Node 0 is shared by all, nodes 1-2 by the first two (same ops on edges into 1 and 2).
+    assert graph.node_of_row.tolist() == [0, 1, 1, 2, 2, 3, 3, 3]
+    assert graph.arch_rows[0].tolist() == [0, 0, 0]
+    for node in (1, 2):
+        first, second, third = graph.arch_rows[node].tolist()
+        assert first == second
+        assert first != third
+        assert graph.node_of_row[first] == node
+        assert graph.node_of_row[third] == node
+    assert sorted(graph.arch_rows[3].tolist()) == [5, 6, 7]
+    assert graph.edge_sources.numel() == 2 * 1 + 2 * 2 + 3 * 3
+    unmerged = CellGraph(adjacency, len(OPS), merge=False)
+    assert unmerged.num_rows == 12
+    assert unmerged.edge_sources.numel() == 3 * 6
+
+
+@pytest.mark.parametrize("num_ops", [5, 2**20])
+def test_distinct_rows_groups_equal_rows(num_ops):
+    # Up to 62 bits the rows are packed into one integer each; wider rows are compared whole.
+    codes = torch.tensor([[1, 2, 3, 4], [0, 2, 3, 4], [1, 2, 3, 4], [4, 4, 4, 4], [0, 2, 3, 4]])
+
+    inverse, representatives = _distinct_rows(codes, num_ops, merge=True)
+
+    assert representatives.numel() == 3
+    assert inverse[0] == inverse[2]
+    assert inverse[1] == inverse[4]
+    assert len({int(inverse[0]), int(inverse[1]), int(inverse[3])}) == 3
+    assert torch.equal(codes[representatives[inverse]], codes)
+
+
+@pytest.mark.parametrize("use_final_only", [True, False])
+def test_gates_merged_rows_match_unmerged(space, use_final_only):
     torch.manual_seed(4)
-    layer = DenseGraphSimpleOpEdgeFlow(6, 5, 4, residual_only=1)
-    adjacency = _random_archs(space, 3, 2)
-    features = torch.randn(4, 6)
-    op_table = torch.randn(len(OPS), 4)
+    embedder = build_embedder("nb201-flow", space, {**TINY_FLOW, "use_final_only": use_final_only,
+                                                    "gcn_kwargs": {"residual_only": 1}})
+    adjacency = _random_archs(space, 300, 2)
 
-    shared = layer(features, EdgeList(adjacency, len(OPS)), op_table)
-    expanded = layer(features.expand(3, 4, 6), EdgeList(adjacency, len(OPS)), op_table)
+    merged = embedder(adjacency)
+    merged_grads = torch.autograd.grad(merged.square().sum(), list(embedder.parameters()))
+    embedder.merge_rows = False
+    unmerged = embedder(adjacency)
+    unmerged_grads = torch.autograd.grad(unmerged.square().sum(), list(embedder.parameters()))
 
-    torch.testing.assert_close(shared, expanded)
+    torch.testing.assert_close(merged, unmerged, rtol=1e-5, atol=1e-6)
+    for merged_grad, unmerged_grad in zip(merged_grads, unmerged_grads):
+        torch.testing.assert_close(merged_grad, unmerged_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_gates_dropout_disables_row_merging(space):
+    embedder = build_embedder("nb201-flow", space, {**TINY_FLOW, "dropout": 0.5}).train()
+    adjacency = _random_archs(space, 50, 3)
+
+    torch.manual_seed(5)
+    default = embedder(adjacency)
+    embedder.merge_rows = False
+    torch.manual_seed(5)
+    unmerged = embedder(adjacency)
+
+    # Dropout draws one mask per node of every architecture, so no rows were merged.
+    torch.testing.assert_close(default, unmerged)
 
 
 def test_gates_layer_rejects_bad_options():

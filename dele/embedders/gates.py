@@ -28,7 +28,7 @@ _GATE_FUNCTIONS = {
 
 
 class DenseGraphSimpleOpEdgeFlow(nn.Module):
-    """One GATES layer over dense op-index adjacency matrices (ops on edges)."""
+    """One GATES layer (ops on edges) over the feature rows of a :class:`CellGraph`."""
 
     def __init__(
         self,
@@ -82,70 +82,137 @@ class DenseGraphSimpleOpEdgeFlow(nn.Module):
             gates = torch.where(is_skip, torch.ones_like(gates), gates)
         return gates
 
-    def _is_residual(self, node, num_nodes):
-        if self.residual_only is None:
-            return True
-        if self.reverse:
-            return node >= num_nodes - self.residual_only
-        return node < self.residual_only
-
-    def forward(self, features, edges, op_table):
-        """Update node features.
+    def forward(self, features, graph, op_table):
+        """Update the features of every row of a :class:`CellGraph`.
 
         Args:
-            features: ``(B, V, in)`` node features, or ``(V, in)`` shared by the batch.
-            edges: an :class:`EdgeList` of the batch.
+            features: ``(R, in)`` features, one row per distinct node state.
+            graph: the :class:`CellGraph` of the batch.
             op_table: ``(P, op_dim)`` op embeddings.
+
+        Returns:
+            ``(R, out)`` features.
         """
-        # One large matmul instead of B small ones (matters under vmap).
-        support = (features.reshape(-1, features.shape[-1]) @ self.weight).reshape(*features.shape[:-1], -1)
-        support = support.expand(edges.batch_size, edges.num_nodes, -1)  # (B, V, out), a view
-        gates = edges.one_hot.reshape(-1, edges.num_ops) @ self.gate_table(op_table)  # (B*E, out)
-        gates = gates.reshape(edges.batch_size, edges.count, -1)  # (B, E, out)
-        self_gate = None
+        support = features @ self.weight  # (R, out)
+
+        # Each edge j -> i carries gate(op) * support_j into the row of node i.
+        gates = graph.edge_one_hot.to(support.dtype) @ self.gate_table(op_table)  # (M, out)
+        carried = gates * support[graph.edge_sources]  # (M, out)
+        messages = graph.sum_into_targets(carried)  # (R, out)
+
         if self.self_op_emb is not None:
             self_gate = self.gate_function(self.op_attention(self.self_op_emb)) * self.attn_scale_factor
+            messages = messages + self_gate * support
+        if self.aggregate_op is not None:
+            messages = self.aggregate_op(messages)
+        messages = messages + self._residual(graph, support.dtype) * support
+        if self.bias is not None:
+            messages = messages + self.bias
+        return messages
 
-        outputs = []
-        for node in range(edges.num_nodes):
-            # Edges into `node` are contiguous and come from nodes 0..node-1 in order, so
-            # both operands are views: no per-edge copy of the support is made.
-            first = node * (node - 1) // 2
-            message = (gates[:, first:first + node] * support[:, :node]).sum(dim=1)  # (B, out)
-            if self_gate is not None:
-                message = message + self_gate * support[:, node]
-            if self.aggregate_op is not None:
-                message = self.aggregate_op(message)
-            if self._is_residual(node, edges.num_nodes):
-                message = message + support[:, node]
-            if self.bias is not None:
-                message = message + self.bias
-            outputs.append(message)
-        return torch.stack(outputs, dim=1)  # (B, V, out)
+    def _residual(self, graph, dtype):
+        """Return a ``(R, 1)`` 0/1 mask of the rows whose node keeps ``Y_i W``."""
+        nodes = graph.node_of_row
+        if self.residual_only is None:
+            keep = torch.ones_like(nodes, dtype=torch.bool)
+        elif self.reverse:
+            keep = nodes >= graph.num_nodes - self.residual_only
+        else:
+            keep = nodes < self.residual_only
+        return keep.unsqueeze(1).to(dtype)
 
 
-class EdgeList:
-    """The candidate edges ``j -> i`` (j < i) of a batch of op matrices, in row-major
-    lower-triangular order: (1,0), (2,0), (2,1), (3,0), ...
+class CellGraph:
+    """The GATES computation of a batch of op matrices as a graph of feature rows.
+
+    The features of node i depend only on the ops of the edges that end at nodes 0..i.
+    With ``merge=True``, architectures that agree on those ops share one row for node i:
+    a batch of NAS-Bench-201 cells needs at most 1 + 5 + 125 rows for nodes 0-2, plus one
+    row per architecture for the output node, instead of four rows per architecture. The
+    result is the same; only repeated work is skipped. With ``merge=False`` every
+    (node, architecture) pair has its own row, laid out node-major, which dropout and
+    batch normalisation over nodes need.
 
     Attributes:
-        one_hot: ``(B, E, P)`` float one-hot op of each edge.
+        node_of_row: ``(R,)`` node index of each row.
+        edge_sources: ``(M,)`` source row of each edge ``j -> i``. Edges are grouped by
+            target node i, then by source j, then ordered like node i's rows.
+        edge_ops: ``(M,)`` op index of each edge, and ``edge_one_hot`` the same one-hot ``(M, P)``.
+        arch_rows: ``V`` tensors ``(B,)``, the row of node i for each architecture.
     """
 
-    def __init__(self, adjacency, num_ops):
-        nodes = adjacency.shape[-1]
-        rows, cols = torch.tril_indices(nodes, nodes, offset=-1, device=adjacency.device)
-        self.batch_size = adjacency.shape[0]
+    def __init__(self, adjacency, num_ops, merge=True):
+        batch, nodes = adjacency.shape[0], adjacency.shape[-1]
+        device = adjacency.device
+        targets, sources = torch.tril_indices(nodes, nodes, offset=-1, device=device)
+        edge_ops = adjacency[:, targets, sources]  # (B, E), edges ordered by target node
         self.num_nodes = nodes
-        self.num_ops = num_ops
-        self.count = rows.numel()
-        self.one_hot = F.one_hot(adjacency[:, rows, cols], num_ops).float()  # (B, E, P)
+        self.batch_size = batch
+
+        node_of_row, edge_sources, ops, self.arch_rows, self.rows_per_node = [], [], [], [], []
+        offset = 0
+        for node in range(nodes):
+            inverse, representatives = _distinct_rows(edge_ops[:, : node * (node + 1) // 2], num_ops, merge)
+            count = representatives.numel()
+            for source in range(node):
+                edge_sources.append(self.arch_rows[source][representatives])
+                ops.append(adjacency[representatives, node, source])
+            node_of_row.append(torch.full((count,), node, device=device))
+            self.arch_rows.append(inverse + offset)
+            self.rows_per_node.append(count)
+            offset += count
+
+        self.num_rows = offset
+        self.node_of_row = torch.cat(node_of_row)
+        self.edge_sources = torch.cat(edge_sources)
+        self.edge_ops = torch.cat(ops)
+        self.edge_one_hot = F.one_hot(self.edge_ops, num_ops).float()
+
+    def sum_into_targets(self, carried):
+        """Sum ``(M, out)`` edge values into ``(R, out)`` rows of their target nodes.
+
+        Every row of node i has exactly i incoming edges, stored as an ``(i, rows_i, out)``
+        block, so the sum is a fixed-order reduction: deterministic on every device, and
+        its backward pass is one concatenation.
+        """
+        sizes = [node * count for node, count in enumerate(self.rows_per_node)]
+        blocks = torch.split(carried, sizes)
+        sums = [carried.new_zeros(self.rows_per_node[0], carried.shape[-1])]
+        for node in range(1, self.num_nodes):
+            sums.append(blocks[node].reshape(node, self.rows_per_node[node], -1).sum(dim=0))
+        return torch.cat(sums)
+
+
+def _distinct_rows(codes, num_ops, merge):
+    """Return ``(inverse, representatives)`` for the rows of a ``(B, C)`` matrix of op
+    indices: the distinct row index of each entry and one entry of each distinct row.
+    Without ``merge`` every entry is its own row."""
+    batch, columns = codes.shape
+    everyone = torch.arange(batch, device=codes.device)
+    if not merge:
+        return everyone, everyone
+    if columns == 0:
+        return torch.zeros_like(everyone), everyone[:1]
+    if columns * math.log2(num_ops) < 62:
+        # One integer per row (base num_ops digits) lets a 1-D unique replace the slower unique over rows.
+        digits = num_ops ** torch.arange(columns, device=codes.device)
+        distinct, inverse = torch.unique((codes * digits).sum(dim=1), return_inverse=True)
+    else:
+        distinct, inverse = torch.unique(codes, dim=0, return_inverse=True)
+    # The first member of each distinct row (any would do: they agree on every code).
+    representatives = torch.full((distinct.shape[0],), batch, dtype=torch.long, device=codes.device)
+    representatives.scatter_reduce_(0, inverse, everyone, reduce="amin")
+    return inverse, representatives
 
 
 class NasBench201FlowEmbedder(ArchEmbedder):
     """GATES embedding of NAS-Bench-201 op matrices; ``out_dim = gcn_out_dims[-1]``."""
 
     NAME = "nb201-flow"
+
+    #: Whether architectures share the rows of equal node states (see :class:`CellGraph`).
+    #: False computes every node of every architecture, for comparison.
+    merge_rows = True
 
     def __init__(
         self,
@@ -201,17 +268,26 @@ class NasBench201FlowEmbedder(ArchEmbedder):
 
     def forward(self, adjacency):
         """Embed a ``(B, V, V)`` long tensor of op matrices as ``(B, out_dim)``."""
-        features = self.initial_features()
-        edges = EdgeList(adjacency, self.op_emb.num_embeddings)
+        # Dropout and batch normalisation treat every architecture separately, so rows
+        # are shared between architectures only when neither is active.
+        merge = self.merge_rows and self.bns is None and not (self.training and self.dropout > 0)
+        graph = CellGraph(adjacency, self.op_emb.num_embeddings, merge)
+        features = self.initial_features()[graph.node_of_row]  # (R, hid)
         last = len(self.gcns) - 1
         for index, gcn in enumerate(self.gcns):
-            features = gcn(features, edges, self.op_emb.weight)
+            features = gcn(features, graph, self.op_emb.weight)  # (R, out)
             if self.bns is not None:
-                features = self.bns[index](features)
+                features = self._batch_norm(index, features, graph)
             if index != last:
                 features = F.relu(features)
             features = F.dropout(features, self.dropout, self.training)
 
         if self.use_final_only:
-            return features[:, -1]  # (B, out), the output node
-        return features[:, 1:].mean(dim=1)  # (B, out), mean over non-input nodes
+            return features[graph.arch_rows[-1]]  # (B, out), the output node
+        readout = [features[rows] for rows in graph.arch_rows[1:]]
+        return torch.stack(readout).mean(dim=0)  # (B, out), mean over non-input nodes
+
+    def _batch_norm(self, index, features, graph):
+        """Apply BatchNorm1d with nodes as channels. Rows are node-major here, because BN turns merging off."""
+        grid = features.reshape(graph.num_nodes, graph.batch_size, -1).transpose(0, 1)  # (B, V, out)
+        return self.bns[index](grid).transpose(0, 1).reshape(graph.num_rows, -1)
