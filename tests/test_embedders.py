@@ -258,6 +258,16 @@ def test_gates_dropout_disables_row_merging(space):
     torch.testing.assert_close(default, unmerged)
 
 
+@pytest.mark.parametrize("merge_rows", [True, False])
+def test_gates_empty_batch(space, merge_rows):
+    embedder = build_embedder("nb201-flow", space, TINY_FLOW)
+    embedder.merge_rows = merge_rows
+
+    output = embedder(torch.zeros(0, 4, 4, dtype=torch.long))
+
+    assert output.shape == (0, 16)
+
+
 def test_gates_layer_rejects_bad_options():
     with pytest.raises(ValueError, match="nonlinear"):
         DenseGraphSimpleOpEdgeFlow(4, 4, 4, nonlinear="tanh")

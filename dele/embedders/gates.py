@@ -179,7 +179,7 @@ class CellGraph:
         blocks = torch.split(carried, sizes)
         sums = [carried.new_zeros(self.rows_per_node[0], carried.shape[-1])]
         for node in range(1, self.num_nodes):
-            sums.append(blocks[node].reshape(node, self.rows_per_node[node], -1).sum(dim=0))
+            sums.append(blocks[node].reshape(node, self.rows_per_node[node], carried.shape[-1]).sum(dim=0))
         return torch.cat(sums)
 
 
