@@ -214,7 +214,7 @@ def test_cell_graph_merges_equal_prefixes(space):
 
 @pytest.mark.parametrize("num_ops", [5, 2**20])
 def test_distinct_rows_groups_equal_rows(num_ops):
-    # Up to 62 bits the rows are packed into one integer each; wider rows are compared whole.
+    # Up to 62 bits each row is packed into one integer. Wider rows are compared whole.
     codes = torch.tensor([[1, 2, 3, 4], [0, 2, 3, 4], [1, 2, 3, 4], [4, 4, 4, 4], [0, 2, 3, 4]])
 
     inverse, representatives = _distinct_rows(codes, num_ops, merge=True)
@@ -259,13 +259,55 @@ def test_gates_dropout_disables_row_merging(space):
 
 
 @pytest.mark.parametrize("merge_rows", [True, False])
-def test_gates_empty_batch(space, merge_rows):
-    embedder = build_embedder("nb201-flow", space, TINY_FLOW)
+@pytest.mark.parametrize("use_bn", [False, True])
+def test_gates_empty_batch(space, merge_rows, use_bn):
+    embedder = build_embedder("nb201-flow", space, {**TINY_FLOW, "use_bn": use_bn}).eval()
     embedder.merge_rows = merge_rows
 
     output = embedder(torch.zeros(0, 4, 4, dtype=torch.long))
 
     assert output.shape == (0, 16)
+
+
+def _cell(ops):
+    """Return a 4-node op matrix with ``ops[(target, source)]`` on those edges and none elsewhere."""
+    cell = torch.zeros(4, 4, dtype=torch.long)
+    for (target, source), op in ops.items():
+        cell[target, source] = op
+    return cell
+
+
+# In each case the invalid cell packs into the same integer as the valid one for node 2
+# (edge digits 1, 5 and 25), so only the range check can tell them apart.
+@pytest.mark.parametrize(
+    "valid, invalid, bad_op",
+    [({(2, 1): 1}, {(2, 0): 5}, 5), ({(2, 0): 4}, {(2, 0): -1, (2, 1): 1}, -1)],
+    ids=["too_large", "negative"],
+)
+def test_gates_rejects_op_out_of_range(space, valid, invalid, bad_op):
+    embedder = build_embedder("nb201-flow", space, TINY_FLOW)
+
+    with pytest.raises(ValueError, match=rf"architecture 1 has op index {bad_op} on edge 0 -> 2"):
+        embedder(torch.stack([_cell(valid), _cell(invalid)]))
+
+
+def test_gates_rejects_bad_shape_and_dtype(space):
+    embedder = build_embedder("nb201-flow", space, TINY_FLOW)
+    archs = _random_archs(space, 2, 0)
+
+    with pytest.raises(ValueError, match=r"shape \(B, 4, 4\), got \(2, 3, 3\)"):
+        embedder(archs[:, :3, :3])
+    with pytest.raises(ValueError, match="long tensor of op indices, got dtype torch.int32"):
+        embedder(archs.int())
+
+
+def test_gates_runs_in_bfloat16(space):
+    embedder = build_embedder("nb201-flow", space, TINY_FLOW).to(torch.bfloat16)
+
+    output = embedder(_random_archs(space, 3, 0))
+
+    assert output.dtype == torch.bfloat16
+    assert output.shape == (3, 16)
 
 
 def test_gates_layer_rejects_bad_options():

@@ -10,8 +10,11 @@ class ArchEmbedder(nn.Module, Component):
 
     Subclasses take ``(search_space, **cfg)`` and set ``out_dim``. :meth:`prepare` turns a
     list of architectures into the tensor that :meth:`forward` reads; it runs once per
-    dataset, never per step. ``forward`` must be a pure tensor function (no numpy, no
-    ``.item()``) so that the ensemble can batch several embedders with ``torch.func.vmap``.
+    dataset, never per step. The ensemble runs several embedders as one call with
+    ``torch.func.vmap`` over their stacked parameters, with the input shared. So ``forward``
+    must not read parameter values on the host (no numpy, no ``.item()``), but it may
+    inspect the input. ``nb201-flow`` checks it and calls ``torch.unique`` on it, so vmap
+    over the input batch is not supported by every embedder.
     """
 
     REGISTRY = "arch_embedder"

@@ -126,10 +126,10 @@ class CellGraph:
     """The GATES computation of a batch of op matrices as a graph of feature rows.
 
     The features of node i depend only on the ops of the edges that end at nodes 0..i.
-    With ``merge=True``, architectures that agree on those ops share one row for node i:
-    a batch of NAS-Bench-201 cells needs at most 1 + 5 + 125 rows for nodes 0-2, plus one
-    row per architecture for the output node, instead of four rows per architecture. The
-    result is the same; only repeated work is skipped. With ``merge=False`` every
+    With ``merge=True``, architectures that agree on those ops share one row for node i.
+    A batch of NAS-Bench-201 cells then needs at most 1 + 5 + 125 rows for nodes 0-2 and
+    one row per architecture for the output node, instead of four rows per architecture.
+    The result is the same, because only repeated work is skipped. With ``merge=False`` every
     (node, architecture) pair has its own row, laid out node-major, which dropout and
     batch normalisation over nodes need.
 
@@ -260,14 +260,15 @@ class NasBench201FlowEmbedder(ArchEmbedder):
     def initial_features(self):
         """Return ``(V, hid)`` features shared by every architecture: node 0 gets the input
         embedding, the others a fixed zero vector, then ``x_hidden``."""
-        other = torch.zeros(
-            self.num_vertices - 1, self.input_node_emb.embedding_dim, device=self.input_node_emb.weight.device
-        )
+        weight = self.input_node_emb.weight
+        other = torch.zeros(self.num_vertices - 1, weight.shape[-1], device=weight.device, dtype=weight.dtype)
         nodes = torch.cat([self.input_node_emb.weight, other], dim=0)  # (V, node_dim)
         return self.x_hidden(nodes)
 
     def forward(self, adjacency):
         """Embed a ``(B, V, V)`` long tensor of op matrices as ``(B, out_dim)``."""
+        self._check_input(adjacency)
+
         # Dropout and batch normalisation treat every architecture separately, so rows
         # are shared between architectures only when neither is active.
         merge = self.merge_rows and self.bns is None and not (self.training and self.dropout > 0)
@@ -287,7 +288,31 @@ class NasBench201FlowEmbedder(ArchEmbedder):
         readout = [features[rows] for rows in graph.arch_rows[1:]]
         return torch.stack(readout).mean(dim=0)  # (B, out), mean over non-input nodes
 
+    def _check_input(self, adjacency):
+        """Raise ValueError unless ``adjacency`` is a ``(B, V, V)`` long tensor of op indices.
+
+        Shared rows are found by comparing op indices, so an index out of range would
+        otherwise merge with a valid architecture instead of failing.
+        """
+        vertices, num_ops = self.num_vertices, self.op_emb.num_embeddings
+        if adjacency.dtype != torch.long:
+            raise ValueError(f"nb201-flow expects a long tensor of op indices, got dtype {adjacency.dtype}")
+        if adjacency.dim() != 3 or tuple(adjacency.shape[1:]) != (vertices, vertices):
+            raise ValueError(
+                f"nb201-flow expects op matrices of shape (B, {vertices}, {vertices}), got {tuple(adjacency.shape)}"
+            )
+
+        targets, sources = torch.tril_indices(vertices, vertices, offset=-1, device=adjacency.device)
+        ops = adjacency[:, targets, sources]
+        invalid = (ops < 0) | (ops >= num_ops)
+        if invalid.any():
+            arch, edge = (int(i) for i in invalid.nonzero()[0])
+            raise ValueError(
+                f"nb201-flow: architecture {arch} has op index {int(ops[arch, edge])} on edge "
+                f"{int(sources[edge])} -> {int(targets[edge])}, expected 0 to {num_ops - 1}"
+            )
+
     def _batch_norm(self, index, features, graph):
         """Apply BatchNorm1d with nodes as channels. Rows are node-major here, because BN turns merging off."""
-        grid = features.reshape(graph.num_nodes, graph.batch_size, -1).transpose(0, 1)  # (B, V, out)
-        return self.bns[index](grid).transpose(0, 1).reshape(graph.num_rows, -1)
+        grid = features.reshape(graph.num_nodes, graph.batch_size, features.shape[-1]).transpose(0, 1)  # (B, V, out)
+        return self.bns[index](grid).transpose(0, 1).reshape(graph.num_rows, features.shape[-1])
