@@ -35,6 +35,16 @@ def _test_only(run):
     validate(run, 0, write=True, stage="test")
 
 
+def _finish(run, evaluation, epochs):
+    """Write ``final.ckpt`` and log the final tau, or that a resumed run had nothing left to train."""
+    save(run, "final.ckpt", "finetune", epochs)
+    if evaluation is None:
+        logger.info("the run in %s had already finished (finetune epoch %d), so nothing was trained. "
+                    "Its results are in output.pkl", run.train_dir, epochs)
+        return
+    logger.info("final kendall tau %.4f", evaluation.tau)
+
+
 def train_predictor_main(argv=None):
     """Vanilla training (``--no-pretrain``), or pretraining on one low-fidelity type and
     finetuning on actual accuracies. Writes ``pre_train.ckpt``, ``final.ckpt``, ``output.pkl``."""
@@ -54,8 +64,7 @@ def train_predictor_main(argv=None):
         reset_optimizer(run, parameters)
 
     evaluation = run_stage(run, "finetune", cfg["finetune_epochs"], run.real_set, run.real_set.accs, True)
-    save(run, "final.ckpt", "finetune", cfg["finetune_epochs"])
-    logger.info("final kendall tau %.4f", evaluation.tau if evaluation else float("nan"))
+    _finish(run, evaluation, cfg["finetune_epochs"])
     return run
 
 
@@ -93,6 +102,5 @@ def dynamic_ensemble_main(argv=None):
         reset_optimizer(run, run.model.parameters())
 
     evaluation = run_stage(run, "finetune", cfg["epochs"], run.real_set, run.real_set.accs, True)
-    save(run, "final.ckpt", "finetune", cfg["epochs"])
-    logger.info("final kendall tau %.4f", evaluation.tau if evaluation else float("nan"))
+    _finish(run, evaluation, cfg["epochs"])
     return run

@@ -370,10 +370,14 @@ def test_resume_matches_uninterrupted(tmp_path, data_files, finished_runs, monke
     assert _read_output(resumed) == _read_output(uninterrupted)
 
 
-def test_resume_after_finish_trains_nothing(tmp_path, data_files, finished_runs, no_training):
+def test_resume_after_finish_trains_nothing(tmp_path, data_files, finished_runs, no_training, caplog):
     train_dir = _copy_run(finished_runs, "ensemble", tmp_path)
 
-    _run_ensemble(tmp_path, data_files, "run", "--resume")
+    with caplog.at_level(logging.INFO, logger="dele.scripts"):
+        _run_ensemble(tmp_path, data_files, "run", "--resume")
+
+    assert "had already finished (finetune epoch" in caplog.text
+    assert "final kendall tau nan" not in caplog.text
 
     assert _read_output(train_dir) == _read_output(finished_runs["ensemble"])
     _assert_same_weights(train_dir / "final.ckpt", finished_runs["ensemble"] / "final.ckpt")
