@@ -31,7 +31,7 @@ train_dir=runs/${mode}_nb201_0.01
 common=(--search-space nasbench-201 --train-pkl data/nb201/train.json --valid-pkl data/nb201/valid.json
         --seed 0 --train-ratio 0.01 --train-dir "$train_dir")
 if [ -f "$train_dir/final.ckpt" ]; then
-  echo "$train_dir already contains a finished run; remove the folder to train again" >&2
+  echo "$train_dir already contains a finished run. Remove the folder to train again" >&2
   exit 0
 elif [ -f "$train_dir/resume.ckpt" ]; then
   common+=(--resume)  # continue an interrupted run

@@ -133,6 +133,9 @@ class CellGraph:
     (node, architecture) pair has its own row, laid out node-major, which dropout and
     batch normalisation over nodes need.
 
+    NOTE: the ops used here (``torch.unique``, ``scatter_reduce_``, split sums) have CUDA
+    kernels, but this class has not yet been run on a GPU.
+
     Attributes:
         node_of_row: ``(R,)`` node index of each row.
         edge_sources: ``(M,)`` source row of each edge ``j -> i``. Edges are grouped by
@@ -146,6 +149,7 @@ class CellGraph:
         device = adjacency.device
         targets, sources = torch.tril_indices(nodes, nodes, offset=-1, device=device)
         edge_ops = adjacency[:, targets, sources]  # (B, E), edges ordered by target node
+        _check_op_range(edge_ops, targets, sources, num_ops)
         self.num_nodes = nodes
         self.batch_size = batch
 
@@ -181,6 +185,21 @@ class CellGraph:
         for node in range(1, self.num_nodes):
             sums.append(blocks[node].reshape(node, self.rows_per_node[node], carried.shape[-1]).sum(dim=0))
         return torch.cat(sums)
+
+
+def _check_op_range(edge_ops, targets, sources, num_ops):
+    """Raise ValueError for an op index outside ``0..num_ops - 1``.
+
+    Shared rows are found by packing op indices into integers, so an index out of range
+    could otherwise pack like a valid architecture and silently take its row.
+    """
+    invalid = (edge_ops < 0) | (edge_ops >= num_ops)
+    if invalid.any():
+        arch, edge = (int(i) for i in invalid.nonzero()[0])
+        raise ValueError(
+            f"architecture {arch} has op index {int(edge_ops[arch, edge])} on edge "
+            f"{int(sources[edge])} -> {int(targets[edge])}, expected 0 to {num_ops - 1}"
+        )
 
 
 def _distinct_rows(codes, num_ops, merge):
@@ -262,7 +281,7 @@ class NasBench201FlowEmbedder(ArchEmbedder):
         embedding, the others a fixed zero vector, then ``x_hidden``."""
         weight = self.input_node_emb.weight
         other = torch.zeros(self.num_vertices - 1, weight.shape[-1], device=weight.device, dtype=weight.dtype)
-        nodes = torch.cat([self.input_node_emb.weight, other], dim=0)  # (V, node_dim)
+        nodes = torch.cat([weight, other], dim=0)  # (V, node_dim)
         return self.x_hidden(nodes)
 
     def forward(self, adjacency):
@@ -289,12 +308,9 @@ class NasBench201FlowEmbedder(ArchEmbedder):
         return torch.stack(readout).mean(dim=0)  # (B, out), mean over non-input nodes
 
     def _check_input(self, adjacency):
-        """Raise ValueError unless ``adjacency`` is a ``(B, V, V)`` long tensor of op indices.
-
-        Shared rows are found by comparing op indices, so an index out of range would
-        otherwise merge with a valid architecture instead of failing.
-        """
-        vertices, num_ops = self.num_vertices, self.op_emb.num_embeddings
+        """Raise ValueError unless ``adjacency`` is a ``(B, V, V)`` long tensor (op ranges
+        are checked by :class:`CellGraph`)."""
+        vertices = self.num_vertices
         if adjacency.dtype != torch.long:
             raise ValueError(f"nb201-flow expects a long tensor of op indices, got dtype {adjacency.dtype}")
         if adjacency.dim() != 3 or tuple(adjacency.shape[1:]) != (vertices, vertices):
@@ -302,17 +318,7 @@ class NasBench201FlowEmbedder(ArchEmbedder):
                 f"nb201-flow expects op matrices of shape (B, {vertices}, {vertices}), got {tuple(adjacency.shape)}"
             )
 
-        targets, sources = torch.tril_indices(vertices, vertices, offset=-1, device=adjacency.device)
-        ops = adjacency[:, targets, sources]
-        invalid = (ops < 0) | (ops >= num_ops)
-        if invalid.any():
-            arch, edge = (int(i) for i in invalid.nonzero()[0])
-            raise ValueError(
-                f"nb201-flow: architecture {arch} has op index {int(ops[arch, edge])} on edge "
-                f"{int(sources[edge])} -> {int(targets[edge])}, expected 0 to {num_ops - 1}"
-            )
-
     def _batch_norm(self, index, features, graph):
-        """Apply BatchNorm1d with nodes as channels. Rows are node-major here, because BN turns merging off."""
+        """Apply BatchNorm1d with nodes as channels. BN turns merging off, so rows are node-major."""
         grid = features.reshape(graph.num_nodes, graph.batch_size, features.shape[-1]).transpose(0, 1)  # (B, V, out)
         return self.bns[index](grid).transpose(0, 1).reshape(graph.num_rows, features.shape[-1])
